@@ -27,6 +27,9 @@ HTTP_STATUS: dict[str, int] = {
     "1302": 429,
     "1305": 429,
     "500": 500,
+    # not in the contract's table: the HTTP layer's answers for an unknown path or a wrong method
+    "404": 404,
+    "405": 405,
 }
 
 MALFORMED = "1210"
@@ -36,6 +39,8 @@ INVALID_FIELD = "1214"
 TOO_LONG = "1261"
 OVERLOADED = "1305"
 INTERNAL = "500"
+NOT_FOUND = "404"
+METHOD_NOT_ALLOWED = "405"
 
 
 class Embedding2Error(Exception):

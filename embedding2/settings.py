@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     max_queue_tokens: int = Field(131072, description="padded tokens waiting in the engine queue before 429/1305")
     batch_wait_ms: float = Field(0.0, description="how long the scheduler waits to fill a batch")
     length_bucket: int = Field(8, description="texts are padded to a multiple of this many tokens (4x above 128)")
-    tokenizer_threads: int = Field(1, description="threads that tokenize requests")
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

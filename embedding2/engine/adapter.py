@@ -25,9 +25,9 @@ _SIGN_SEED = 20240901
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation in float32 (zero rows stay zero)."""
+    """Row-wise L2 normalisation in float32 (zero rows stay zero); each row independent of the others."""
     x = np.asarray(x, dtype=np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))
+    norms = np.sqrt(np.square(x, dtype=np.float64).sum(axis=1)).astype(np.float32)
     norms = np.maximum(norms, np.float32(1e-12))
     return (x / norms[:, None]).astype(np.float32, copy=False)
 
@@ -63,5 +63,9 @@ def adapt_dimensions(vectors: np.ndarray, target: int | None) -> np.ndarray:
     if target is None or target == native:
         return vectors
     if target > native:
-        return l2_normalize(vectors @ isometry(native, target))
+        q = isometry(native, target)
+        # one matrix-vector product per row: a matrix-matrix product would take a different BLAS
+        # path (and summation order) depending on how many rows share the call, and a text's
+        # vector must not depend on its batchmates
+        return l2_normalize(np.stack([row @ q for row in vectors]))
     return l2_normalize(vectors[:, :target])

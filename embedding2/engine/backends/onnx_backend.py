@@ -112,10 +112,19 @@ def ensure_int8(fp32: Path, spec: ModelSpec, threads: int) -> Path | None:
         if not verdict.get("accepted"):
             log.warning("int8 model rejected earlier (min cosine %.4f); using fp32", verdict.get("min_cosine", 0))
             return None
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = target.with_suffix(".tmp.onnx")
-    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    # the fused graph holds contrib ops (Attention, SkipLayerNormalization...) that ONNX shape inference
+    # cannot type; their outputs are float32, which the quantiser must be told
+    quantize_dynamic(
+        str(fp32),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},
+    )
     ref = _probe_vectors(make_session(fp32, threads), spec)
     got = _probe_vectors(make_session(tmp, threads), spec)
     cos = np.einsum("ij,ij->i", ref, got)
