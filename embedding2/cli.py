@@ -21,6 +21,7 @@ from embedding2.settings import load_settings
 # modules that add subcommands: each has register(subparsers) -> None
 _REGISTRARS = (
     "embedding2.service.commands",
+    "embedding2.accounts.cli",
     "embedding2.evaluation.commands",
     "embedding2.apps.commands",
 )
