@@ -53,26 +53,36 @@ def _pooling_from_st(folder: Path) -> tuple[Pooling | None, bool | None]:
     return pooling, normalize
 
 
+def _input_type_of(prompt_name: str) -> InputType | None:
+    """The input type a sentence-transformers prompt name stands for (``passage`` is a document)."""
+    name = prompt_name.lower()
+    if name == "query":
+        return "query"
+    if name in ("document", "passage", "doc"):
+        return "document"
+    return None
+
+
 def _prompts(folder: Path, name_hint: str) -> tuple[dict[str, str], InputType | None]:
     st = _read_json(folder / "config_sentence_transformers.json")
     raw = st.get("prompts") or {}
     prompts: dict[str, str] = {}
     for key, value in raw.items():
-        if not value:
-            continue
-        key_l = key.lower()
-        if key_l == "query":
-            prompts["query"] = value
-        elif key_l in ("document", "passage", "doc"):
-            prompts["document"] = value
+        kind = _input_type_of(key)
+        if value and kind is not None:
+            prompts[kind] = value
     default: InputType | None = None
     marker = folder / "embedding2.json"
     extra = _read_json(marker)
     family = str(extra.get("family", "")) or name_hint.lower()
     if not prompts and "e5" in family and "mistral" not in family:
         prompts = dict(E5_PROMPTS)
+    st_default = _input_type_of(str(st.get("default_prompt_name") or ""))
     if "default_input_type" in extra:
         default = extra["default_input_type"]
+    elif st_default is not None and st_default in prompts:
+        # the authors named the prompt sentence-transformers applies when none is asked for
+        default = st_default
     elif prompts.get("query", "").startswith("query: ") and prompts.get("document") == "passage: ":
         # e5's authors: use "query: " on both sides for symmetric tasks (similarity, clustering)
         default = "query"

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from embedding2.errors import EngineError
+from embedding2.models.folder import load_spec
 
 EXPORT_VERSION = "1"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model")
@@ -61,6 +62,8 @@ def _export(folder: Path, target: Path) -> None:
     config = AutoConfig.from_pretrained(folder)
     model = AutoModel.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32)
     model.eval()
+    if load_spec(folder).is_decoder:
+        model.config.use_cache = False  # no key/value cache in the traced graph (one pass, no generation)
     uses_token_types = getattr(config, "type_vocab_size", 0) and config.model_type in ("bert", "xlm-roberta")
 
     class Wrapper(torch.nn.Module):

@@ -25,6 +25,8 @@ class TorchBackend:
         if self.device.type == "cpu" and settings.threads:
             torch.set_num_threads(settings.threads)
         model = AutoModel.from_pretrained(spec.path, dtype=dtype, attn_implementation="sdpa")
+        if spec.is_decoder:
+            model.config.use_cache = False  # a decoder would otherwise keep every batch's keys and values
         self.model = model.to(self.device).eval()
         self.uses_token_types = spec.model_type in ("bert", "xlm-roberta")
 
