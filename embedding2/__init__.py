@@ -5,8 +5,20 @@ weights come from, ``engine`` turns text into vectors in-process, and the layers
 client, apps) stand on the engine. The public entry point for in-process use is :class:`Embedder`.
 """
 
+from embedding2.client import AsyncClient, Client, ClientError, EmbeddingCache
 from embedding2.engine.embedder import Embedder, EmbeddingResult
 from embedding2.errors import Embedding2Error, InputError, OverloadedError
 
 __version__ = "0.1.0"
-__all__ = ["Embedder", "Embedding2Error", "EmbeddingResult", "InputError", "OverloadedError", "__version__"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "EmbeddingCache",
+    "Embedder",
+    "Embedding2Error",
+    "EmbeddingResult",
+    "InputError",
+    "OverloadedError",
+    "__version__",
+]
