@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import TextIO
 
 import uvicorn
@@ -154,6 +156,24 @@ def _announce_admin_key(key: str, service: ServiceSettings, out: TextIO) -> None
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGINT/SIGTERM only trigger the graceful shutdown.
+
+    uvicorn re-raises the captured signal once it has shut down, which turns Ctrl-C into a
+    KeyboardInterrupt traceback after a clean stop; here the process simply returns.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def serve(service: ServiceSettings, engine: Settings, accounts_settings: AccountsSettings | None = None) -> None:
     """Serve until SIGTERM/SIGINT; returns after a graceful shutdown."""
     logging.basicConfig(level=service.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -174,7 +194,7 @@ def serve(service: ServiceSettings, engine: Settings, accounts_settings: Account
         timeout_graceful_shutdown=int(service.graceful_timeout_s),
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     log.info(
         "embedding2 serving %s (native %d dims) on http://%s:%d (%s, %s); ready when GET /ready answers 200",
         state.embedder.spec.name,
