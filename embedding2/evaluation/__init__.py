@@ -12,20 +12,6 @@ endpoint) on the task types of MTEB / C-MTEB, reading data in the layouts of ``.
 - :mod:`.commands` the ``embedding2 eval`` subcommand.
 """
 
-from __future__ import annotations
-
-from embedding2.evaluation.data import DatasetRef, discover
-from embedding2.evaluation.encoders import EngineEncoder, HttpEncoder, TextEncoder
-from embedding2.evaluation.report import RunReport, TaskResult
-from embedding2.evaluation.runner import evaluate
-
-__all__ = [
-    "DatasetRef",
-    "EngineEncoder",
-    "HttpEncoder",
-    "RunReport",
-    "TaskResult",
-    "TextEncoder",
-    "discover",
-    "evaluate",
-]
+# Nothing is imported here on purpose: every `embedding2` command imports `.commands` to register
+# `eval`, and the metrics pull in SciPy; import the submodules you need
+# (e.g. `from embedding2.evaluation.runner import evaluate`).
