@@ -113,6 +113,7 @@ def result_rows(results: Sequence[TaskResult], model_label: str) -> list[list[st
     return rows
 
 
+TASK_ORDER = ("sts", "bitext", "retrieval", "classification", "clustering")
 HEADER = ["dataset", "task", "subset", "metric", "score", "published", "delta", "lexical", "n", "other metrics"]
 
 
@@ -210,6 +211,8 @@ def comparison_table(
         table = {r.row_key: r for r in run.results}
         by_run.append(table)
         keys.extend(k for k in table if k not in keys)
+    order = {t: i for i, t in enumerate(TASK_ORDER)}
+    keys.sort(key=lambda k: order.get(k[1], len(order)))  # stable: datasets keep their order within a task
     header = ["dataset", "task", "subset", "metric", *names, "published (e5-small)", "lexical baseline"]
     rows = []
     for key in keys:
