@@ -61,6 +61,11 @@ def register(subparsers: Any) -> None:
     http.add_argument("--document-prefix", default="", help="prepend to retrieval documents client-side")
     http.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
     http.add_argument(
+        "--tokenizer",
+        metavar="MODEL",
+        help="the served model (pack or folder): cut long texts locally instead of probing the server",
+    )
+    http.add_argument(
         "--label", help="name of what serves the URL (report name and cache key: use one per backing model)"
     )
     out = p.add_argument_group("output and caching")
@@ -96,7 +101,7 @@ def cmd_combine(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from embedding2.cli import settings_from_args
     from embedding2.evaluation.data import DataError, discover, select
-    from embedding2.evaluation.encoders import EngineEncoder, HttpEncoder, TextEncoder
+    from embedding2.evaluation.encoders import EngineEncoder, HttpEncoder, TextEncoder, TokenFitter
     from embedding2.evaluation.runner import evaluate
 
     if args.combine:
@@ -132,6 +137,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             document_prefix=args.document_prefix,
             concurrency=args.concurrency,
             label=args.label,
+            fitter=TokenFitter.for_model(args.tokenizer, Path(settings.cache_dir)) if args.tokenizer else None,
         )
     else:
         encoder = EngineEncoder.from_settings(settings)

@@ -16,7 +16,8 @@ ignore; for a peer that applies no prompts, ``--query-prefix``/``--document-pref
 
 Long texts. A text over the backend's token limit is cut to the longest *character* prefix that fits,
 found by the same bisection in every backend (the engine counts tokens locally; over HTTP the server's
-token-limit error is the oracle). Engine and service therefore embed identical strings.
+token-limit error is the oracle, or, given the served model's tokenizer, the local count). Engine and
+service therefore embed identical strings.
 
 :func:`embed_texts` deduplicates texts (pair datasets repeat sentences), embeds the missing ones in
 length-sorted chunks and keeps every vector in a :class:`VectorStore` (SQLite), so a run that is
@@ -104,6 +105,45 @@ class TextEncoder(ABC):
 
 
 # ---------------------------------------------------------------------------------------------- engine
+class TokenFitter:
+    """Cuts texts over a model's token limit to their longest fitting prefix, with the model's tokenizer.
+
+    The engine uses it for every text; the HTTP backend can use it too (``--tokenizer``) when the
+    served model is known, which saves the probe requests and gives the very same cut.
+    """
+
+    def __init__(self, spec: Any, limit: int | None = None) -> None:
+        from embedding2.engine.tokenization import TextTokenizer
+
+        self.spec = spec
+        self.limit = int(limit or spec.max_tokens)
+        self._tokenizer = TextTokenizer(spec)
+
+    @classmethod
+    def for_model(cls, name: str, cache_dir: Path) -> TokenFitter:
+        from embedding2.models.folder import load_spec
+        from embedding2.models.registry import resolve_model_folder
+
+        return cls(load_spec(resolve_model_folder(name, cache_dir), name=name))
+
+    def count(self, texts: list[str], input_type: Literal["query", "document"] | None) -> list[int]:
+        return [int(n) for n in self._tokenizer.count(texts, input_type=input_type)]
+
+    def fit(self, texts: list[str], input_type: Literal["query", "document"] | None) -> tuple[list[str], int]:
+        """(``texts`` with each one over the limit cut, how many were cut)."""
+        out = list(texts)
+        cut = 0
+        for i, n in enumerate(self.count(texts, input_type)):
+            if n > self.limit:
+
+                def fits(candidate: str) -> bool:
+                    return self.count([candidate], input_type)[0] <= self.limit
+
+                out[i] = texts[i][: longest_fitting_prefix(texts[i], fits)]
+                cut += 1
+        return out, cut
+
+
 class EngineEncoder(TextEncoder):
     """The in-process engine on its native vectors (``model=None``), the model's own prompts.
 
@@ -135,6 +175,7 @@ class EngineEncoder(TextEncoder):
             ident += f"|{self.settings.torch_dtype}"
         self.key = "engine|" + ident
         self.limit = int(spec.max_tokens)
+        self._fitter: TokenFitter | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> EngineEncoder:
@@ -157,17 +198,10 @@ class EngineEncoder(TextEncoder):
 
     def fit(self, texts: list[str], kind: Kind) -> list[str]:
         """``texts`` with each one over the token limit cut to its longest fitting prefix."""
-        input_type = self._input_type(kind)
-        counts = self.embedder.count_tokens(texts, input_type=input_type)
-        out = list(texts)
-        for i, n in enumerate(counts):
-            if n > self.limit:
-
-                def fits(candidate: str) -> bool:
-                    return int(self.embedder.count_tokens([candidate], input_type=input_type)[0]) <= self.limit
-
-                out[i] = texts[i][: longest_fitting_prefix(texts[i], fits)]
-                self.truncated += 1
+        if self._fitter is None:
+            self._fitter = TokenFitter(self.spec, self.limit)
+        out, cut = self._fitter.fit(texts, self._input_type(kind))
+        self.truncated += cut
         return out
 
     def encode(self, texts: list[str], kind: Kind) -> np.ndarray:
@@ -213,6 +247,7 @@ class HttpEncoder(TextEncoder):
         timeout_s: float = 300.0,
         max_retries: int = 8,
         label: str | None = None,
+        fitter: TokenFitter | None = None,
         client: Any = None,
     ) -> None:
         import httpx
@@ -227,6 +262,7 @@ class HttpEncoder(TextEncoder):
         self.max_items = max(1, max_items)
         self.max_request_tokens = max_request_tokens
         self.max_retries = max_retries
+        self.fitter = fitter
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = client or httpx.Client(headers=headers, timeout=timeout_s)
         self._owns_client = client is None
@@ -339,6 +375,11 @@ class HttpEncoder(TextEncoder):
 
     def encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         prefixed = [self.prefixes[kind] + t for t in texts]
+        if self.fitter is not None:  # cut locally what the server would refuse (it still has the last word)
+            input_type = kind if self.send_input_type and kind != "symmetric" else None
+            prefixed, cut = self.fitter.fit(prefixed, input_type)
+            with self._lock:
+                self.truncated += cut
         ranges = self._requests(prefixed)
         futures = [self._pool.submit(self._embed_batch, prefixed[a:b], kind) for a, b in ranges]
         return np.concatenate([f.result() for f in futures])

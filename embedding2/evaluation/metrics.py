@@ -178,7 +178,9 @@ def kmeans_v_measure(
     n_clusters = len(set(y.tolist()))
     if n_clusters < 2:
         raise ValueError("clustering needs at least two classes")
-    x = normalize(vectors)
+    # float64: float32 distance arithmetic differs between a 384-d vector and its 1024-d isometric image
+    # by enough to flip a k-means step now and then; in float64 engine and service cluster alike
+    x = normalize(vectors).astype(np.float64)
     values = []
     with _one_thread():
         for seed in seeds:
@@ -207,8 +209,8 @@ def logreg_scores(
 
     clf = _logreg(seed)
     with _one_thread():
-        clf.fit(normalize(train_x), np.asarray(train_y))
-        pred = clf.predict(normalize(test_x))
+        clf.fit(normalize(train_x).astype(np.float64), np.asarray(train_y))
+        pred = clf.predict(normalize(test_x).astype(np.float64))
     return {
         "accuracy": float(accuracy_score(np.asarray(test_y), pred)),
         "f1_macro": float(f1_score(np.asarray(test_y), pred, average="macro", zero_division=0)),
@@ -232,7 +234,7 @@ def cv_logreg_scores(x: np.ndarray, y: Sequence[str | int], folds: int = 5, seed
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings(), _one_thread():
         warnings.filterwarnings("ignore", message="The least populated class")
-        pred = cross_val_predict(_logreg(seed), normalize(x), labels, cv=cv)
+        pred = cross_val_predict(_logreg(seed), normalize(x).astype(np.float64), labels, cv=cv)
     return {
         "accuracy": float(accuracy_score(labels, pred)),
         "f1_macro": float(f1_score(labels, pred, average="macro", zero_division=0)),

@@ -25,7 +25,7 @@ from embedding2.evaluation.report import RunReport, TaskResult
 from embedding2.evaluation.tasks import run_task
 
 # bump when a metric or protocol changes, so cached task results are not reused across the change
-HARNESS_VERSION = 2
+HARNESS_VERSION = 3
 
 
 def _result_path(
