@@ -251,7 +251,13 @@ def save_bar_chart(path: Path, panels: Sequence[BarPanel], *, suptitle: str = ""
         bars = ax.bar(xs, panel.values, yerr=yerr, capsize=3, color="#4C72B0")
         ax.bar_label(bars, labels=[_bar_label(v) for v in panel.values], fontsize=7)
         if panel.log:
+            from matplotlib.ticker import FuncFormatter
+
             ax.set_yscale("log")
+            plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
+            ax.tick_params(axis="y", which="minor", labelsize=7)
         if panel.hline is not None:
             ax.axhline(panel.hline, color="#C44E52", linestyle="--", linewidth=1, label=panel.hline_label)
             ax.legend(fontsize=7)

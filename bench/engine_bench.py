@@ -169,6 +169,8 @@ class BareOrtContender:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        # as the engine's session: idle threads sleep (spinning loses on a shared machine, see docs/performance.md)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
         self.tok = Tokenizer.from_file(str(Path(cfg["model_folder"]) / "tokenizer.json"))
         self.tok.no_truncation()
@@ -397,12 +399,15 @@ after_one = proc.memory_info().rss
 texts = json.loads(Path(texts_file).read_text(encoding="utf-8"))
 emb.embed(texts, model=None)
 after_all = proc.memory_info().rss
+emb.embed([sys.argv[5] * 200], truncate=True)  # one over-limit text, cut to the limit
+after_truncate = proc.memory_info().rss
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({
     "interpreter_mib": base / 2**20,
     "load_s": load_s,
     "rss_after_one_mib": after_one / 2**20,
     "rss_after_texts_mib": after_all / 2**20,
+    "rss_after_truncation_mib": after_truncate / 2**20,
     "peak_rss_mib": peak / 2**20,
     "torch_imported": "torch" in sys.modules,
     "transformers_imported": "transformers" in sys.modules,
@@ -461,7 +466,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--per-bin", type=int, default=None, help="texts per length bin (default 40, quick 8)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved throughput rounds (default 3, quick 1)")
     p.add_argument("--latency-calls", type=int, default=None, help="single-query calls per contender (default 400)")
-    p.add_argument("--ort-batch-tokens", type=int, default=2048, help="padded tokens per batch of the bare ORT run")
+    p.add_argument("--ort-batch-tokens", type=int, default=256, help="padded tokens per batch of the bare ORT run")
     p.add_argument(
         "--ort-max-padding", type=float, default=0.1, help="largest share of padding in a bare ORT batch (0.1 = 10%%)"
     )
@@ -771,7 +776,8 @@ def print_report(report: dict[str, Any]) -> None:
             r = row["rss"]
             print(
                 f"{kind}: RSS after load + one embed {r['rss_after_one_mib']:.0f} MiB, after the benchmark texts "
-                f"{r['rss_after_texts_mib']:.0f} MiB (peak {r['peak_rss_mib']:.0f}); torch imported: "
+                f"{r['rss_after_texts_mib']:.0f} MiB, after one truncated over-limit text "
+                f"{r['rss_after_truncation_mib']:.0f} MiB (peak {r['peak_rss_mib']:.0f}); torch imported: "
                 f"{r['torch_imported']}"
             )
     if report["errors"]:
