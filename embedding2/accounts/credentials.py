@@ -12,6 +12,7 @@ secret in. Nothing here puts a key, secret or token into a message or repr.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ import jwt
 from embedding2.accounts.errors import EXPIRED_TOKEN, MALFORMED_TOKEN, MISSING_AUTH, UNKNOWN_KEY, AuthError
 
 _SECONDS_BELOW = 10**11  # an ``exp`` under this is in seconds, not milliseconds
+_WHITESPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def parse_credential(text: str) -> Credential:
     parts = text.split(".")
     if len(parts) == 2:
         key_id, secret = parts
-        if not key_id or not secret or not text.isascii() or any(c.isspace() for c in text):
+        if not key_id or not secret or not text.isascii() or _WHITESPACE.search(text):
             raise AuthError("malformed API key: expected <id>.<secret>", MALFORMED_TOKEN)
         return Credential(key_id=key_id, secret=secret)
     if len(parts) == 3:

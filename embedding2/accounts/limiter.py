@@ -30,6 +30,11 @@ class Limiter(Protocol):
         """Slots taken now."""
 
 
+def limit_error(limit: int) -> LimitError:
+    """The 429/1302 error of an account with all ``limit`` of its slots taken."""
+    return LimitError(f"too many concurrent requests for this account (limit {limit}); retry when one finishes")
+
+
 class InProcessLimiter:
     """:class:`Limiter` within one process."""
 
@@ -75,7 +80,7 @@ class Slot:
     def acquire(cls, limiter: Limiter, account_id: str, limit: int) -> Slot:
         """Take a slot now, or raise :class:`LimitError` (1302) now."""
         if not limiter.try_acquire(account_id, limit):
-            raise LimitError(f"too many concurrent requests for this account (limit {limit}); retry when one finishes")
+            raise limit_error(limit)
         return cls(limiter, account_id)
 
     @property

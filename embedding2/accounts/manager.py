@@ -41,7 +41,7 @@ DEFAULT_ACCOUNT = "default"
 _CANARY_NAME = "master_key_check"
 _CANARY_ID = "__master_key_check__"
 _CANARY_TEXT = "embedding2 master key check"
-_JWT_CACHE_SIZE = 10_000
+_VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,9 @@ class Accounts:
         self._box: SecretBox | None = None
         self._keys: dict[str, tuple[float, _CachedKey]] = {}
         self._accounts: dict[str, tuple[float, AccountRow]] = {}
-        self._jwts: dict[str, tuple[str, int]] = {}  # verified JWT -> (key id, expiry in ms)
+        # credentials verified before -> (key id, JWT expiry in ms or None): the SDKs send the same key,
+        # or reuse one JWT for minutes, so most requests skip parsing and the signature check
+        self._verified: dict[str, tuple[str, int | None]] = {}
 
     @classmethod
     def open(cls, data_dir: Path, settings: AccountsSettings | None = None) -> Accounts:
@@ -171,13 +173,14 @@ class Accounts:
     def authenticate(self, authorization: str | None) -> Principal:
         """The caller behind an ``Authorization`` header value; :class:`AuthError` 1000/1001/1002/1003."""
         text = credential_text(authorization)
-        seen = self._jwts.get(text)  # a JWT verified before (the SDKs reuse one for minutes)
+        seen = self._verified.get(text)
         if seen is not None:
             key_id, expires_ms = seen
-            cached = self._key(key_id)
+            cached = self._key(key_id)  # re-read every auth_cache_ttl_s: revocations take effect
             if cached is None or cached.revoked:
                 raise AuthError("invalid API key", UNKNOWN_KEY)
-            check_expiry(expires_ms)
+            if expires_ms is not None:
+                check_expiry(expires_ms)
         else:
             credential = parse_credential(text)
             key_id = credential.key_id
@@ -185,11 +188,10 @@ class Accounts:
             if cached is None or cached.revoked:
                 raise AuthError("invalid API key", UNKNOWN_KEY)
             verify(credential, cached.secret)
-            if credential.expires_ms is not None:
-                with self._lock:
-                    if len(self._jwts) >= _JWT_CACHE_SIZE:
-                        self._jwts.clear()
-                    self._jwts[text] = (key_id, credential.expires_ms)
+            with self._lock:
+                if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                    self._verified.clear()
+                self._verified[text] = (key_id, credential.expires_ms)
         account = self._account(cached.account_id)
         if account is None:
             raise AuthError("invalid API key", UNKNOWN_KEY)
@@ -217,6 +219,12 @@ class Accounts:
     def slot(self, principal: Principal) -> Slot:
         """One in-flight slot of the account, or :class:`LimitError` (1302) at once."""
         return Slot.acquire(self.limiter, principal.account_id, principal.concurrency)
+
+    def try_slot(self, principal: Principal) -> Slot | None:
+        """One in-flight slot of the account, or ``None`` at once if all are taken."""
+        if not self.limiter.try_acquire(principal.account_id, principal.concurrency):
+            return None
+        return Slot(self.limiter, principal.account_id)
 
     def in_flight(self, account_id: str) -> int:
         return self.limiter.in_flight(account_id)

@@ -49,11 +49,12 @@ class ServiceSettings(BaseSettings):
         250, description="Retry-After (ms) sent with 429/1302 and 429/1305, which clients may retry"
     )
     engine_nice: int = Field(
-        5,
+        19,
         ge=0,
         le=19,
         description="nice increment of the engine's inference threads (Linux: per thread), so that under full "
-        "load the event loop still admits, refuses (429) and answers at once; 0 = same priority",
+        "load the event loop still admits, refuses (429) and answers at once; 0 = same priority. Nice is "
+        "relative to the process's own cgroup or session, so it does not yield to other services",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     access_log: bool = Field(False, description="log one line per request (costs throughput)")

@@ -154,6 +154,9 @@ class ServiceMetrics:
             "embedding2_batch_forward_seconds", "time of each forward pass", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.attribution = BatchAttribution()
+        # labelled children, looked up once: ``labels()`` costs a lock and a tuple build on every call
+        self._request_children: dict[tuple[str, int, str], Any] = {}
+        self._stage_children = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
 
     def bind_engine(self, queue_depth: Callable[[], float], queued_tokens: Callable[[], float]) -> None:
         self.queue_depth.set_function(queue_depth)
@@ -169,11 +172,19 @@ class ServiceMetrics:
         self.batch_forward.observe(stats.forward_s)
 
     def observe_request(self, endpoint: str, status: int, code: str) -> None:
-        self.requests.labels(endpoint, str(status), code).inc()
+        key = (endpoint, status, code)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children.setdefault(key, self.requests.labels(endpoint, str(status), code))
+        child.inc()
 
     def observe_timing(self, timing: RequestTiming) -> None:
+        children = self._stage_children
         for stage, secs in timing.stages.items():
-            self.stage_seconds.labels(stage).observe(secs)
+            child = children.get(stage)
+            if child is None:
+                child = children.setdefault(stage, self.stage_seconds.labels(stage))
+            child.observe(secs)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,7 +13,11 @@ openai retries twice and honours ``x-should-retry`` and ``retry-after-ms``/``ret
 
 from __future__ import annotations
 
+import os
+import random
+import uuid
 from math import ceil
+from urllib.parse import quote
 
 from starlette.responses import Response
 
@@ -21,6 +25,22 @@ from embedding2.errors import HTTP_STATUS, OVERLOADED, Embedding2Error
 from embedding2.service.encoding import render_error
 
 JSON = "application/json"
+_ids = random.Random()  # seeded from os.urandom; ids need to be unique, not secret
+os.register_at_fork(after_in_child=_ids.seed)  # a forked worker must not repeat its parent's ids
+
+
+def new_request_id() -> str:
+    """A random version-4 UUID as 32 hex digits (from a PRNG: ``uuid4`` makes a system call per id)."""
+    return uuid.UUID(int=_ids.getrandbits(128), version=4).hex
+
+
+def header_safe(value: str) -> str:
+    """``value`` as a header value: itself when printable ASCII, else percent-encoded (never a CR/LF)."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="")
+
+
 CONCURRENCY_LIMIT = "1302"
 QUOTA_EXHAUSTED = "1113"
 _RETRYABLE = {CONCURRENCY_LIMIT, OVERLOADED}
@@ -42,6 +62,11 @@ def retry_headers(code: str, status: int, retry_after_ms: int) -> dict[str, str]
     return {}
 
 
+def raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """ASGI header pairs (latin-1, as HTTP/1.1 carries them)."""
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
 def error_response(
     code: str,
     message: str,
@@ -60,5 +85,11 @@ def error_response(
     return json_response(render_error(code, message, request_id), status, out)
 
 
-def exception_response(exc: Embedding2Error, *, request_id: str | None = None, retry_after_ms: int = 250) -> Response:
-    return error_response(exc.code, exc.message, request_id=request_id, retry_after_ms=retry_after_ms)
+def exception_response(
+    exc: Embedding2Error,
+    *,
+    request_id: str | None = None,
+    retry_after_ms: int = 250,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return error_response(exc.code, exc.message, request_id=request_id, retry_after_ms=retry_after_ms, headers=headers)

@@ -17,10 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from concurrent.futures import Future
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 from starlette.requests import ClientDisconnect, Request
@@ -30,9 +28,10 @@ from embedding2.accounts import Principal, UsageRecord
 from embedding2.engine.embedder import PreparedRequest
 from embedding2.errors import INTERNAL, MALFORMED, Embedding2Error, InputError
 from embedding2.models.registry import SERVED_MODELS
+from embedding2.service.admission import SCOPE_KEY, Admission
 from embedding2.service.encoding import render_embeddings, render_json
 from embedding2.service.metrics import CONTENT_TYPE, RequestTiming
-from embedding2.service.responses import error_response, exception_response, json_response
+from embedding2.service.responses import exception_response, header_safe, json_response, new_request_id
 from embedding2.service.schemas import EmbeddingRequest, RequestLimits, parse_embedding_request
 from embedding2.service.state import ServiceState
 
@@ -49,17 +48,6 @@ class ClientGone(Exception):
 def _state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
-def header_safe(value: str) -> str:
-    """``value`` as a header value: itself when printable ASCII, else percent-encoded (never a CR/LF)."""
-    if value.isascii() and value.isprintable():
-        return value
-    return quote(value, safe="")
 
 
 async def read_body(request: Request, cap: int) -> bytes:
@@ -120,61 +108,76 @@ class _Context:
 
     __slots__ = ("request_id", "response_id", "timing")
 
-    def __init__(self) -> None:
-        self.timing = RequestTiming()
+    def __init__(self, timing: RequestTiming | None = None) -> None:
+        self.timing = timing or RequestTiming()
         self.response_id = new_request_id()
         self.request_id = self.response_id  # the client's request_id once the body is parsed
 
 
-def _gone(ctx: _Context) -> Response:
-    """499 (nginx's "client closed request"): nobody reads it; it is counted in the metrics."""
-    return Response(status_code=499, headers={"x-request-id": header_safe(ctx.request_id)})
-
-
 async def embeddings(request: Request) -> Response:
-    """``POST /api/paas/v4/embeddings`` and ``POST /v1/embeddings``."""
+    """``POST /api/paas/v4/embeddings`` and ``POST /v1/embeddings``.
+
+    Every answer carries the request id and the stage timings; the response is built once, with all its
+    headers (this path also answers the 429 refusals of a burst, so it is kept lean).
+    """
     state = _state(request)
     metrics = state.metrics
-    ctx = _Context()
+    admission: Admission | None = request.scope.pop(SCOPE_KEY, None)  # see admission.py
+    ctx = _Context(admission.timing if admission is not None else None)
     code = "ok"
+    body: bytes | None = None
+    error: Embedding2Error | None = None
     metrics.in_flight.inc()
     try:
-        response = await _embeddings(state, request, ctx)
+        body = await _embeddings(state, request, ctx, admission)
     except (ClientGone, ClientDisconnect):
         code = "499"
-        response = _gone(ctx)
     except Embedding2Error as exc:
         code = exc.code
         if exc.http_status >= 500:  # a fault of this server (ledger, engine, master key): details go to the log
             log.error("request %s failed: %s %s", ctx.response_id, exc.code, exc.message, exc_info=exc)
             exc = Embedding2Error("internal error; the request was not billed", exc.code)
-        response = exception_response(
-            exc, request_id=header_safe(ctx.request_id), retry_after_ms=state.settings.retry_after_ms
-        )
+        error = exc
     except Exception:
         log.exception("internal error in request %s", ctx.response_id)
         code = INTERNAL
-        response = error_response(
-            INTERNAL, "internal error; the request was not billed", request_id=header_safe(ctx.request_id)
-        )
+        error = Embedding2Error("internal error; the request was not billed", INTERNAL)
     finally:
         metrics.in_flight.dec()
+        if admission is not None:  # released already on every path through _embeddings; this is the backstop
+            admission.slot.release()
     ctx.timing.finish()
-    response.headers.update(ctx.timing.headers())
+    headers = ctx.timing.headers()
+    request_id = header_safe(ctx.request_id)
+    if body is not None:
+        headers["x-request-id"] = request_id
+        response = json_response(body, 200, headers)
+    elif error is not None:
+        response = exception_response(
+            error, request_id=request_id, retry_after_ms=state.settings.retry_after_ms, headers=headers
+        )
+    else:  # 499 (nginx's "client closed request"): nobody reads it; it is counted in the metrics
+        headers["x-request-id"] = request_id
+        response = Response(status_code=499, headers=headers)
     metrics.observe_request("embeddings", response.status_code, code)
     metrics.observe_timing(ctx.timing)
     return response
 
 
-async def _embeddings(state: ServiceState, request: Request, ctx: _Context) -> Response:
+async def _embeddings(state: ServiceState, request: Request, ctx: _Context, admission: Admission | None) -> bytes:
+    """The response body of a successful request; raises on any failure (nothing billed then)."""
     settings = state.settings
     accounts = state.accounts
     embedder = state.embedder
     timing = ctx.timing
-    principal = _authenticate(state, request)
-    accounts.check_quota(principal)
-    timing.lap("auth")
-    async with accounts.slot(principal):
+    if admission is not None:  # authenticated and given a slot when its headers arrived
+        principal, slot = admission.principal, admission.slot
+    else:
+        principal = _authenticate(state, request)
+        accounts.check_quota(principal)
+        timing.lap("auth")
+        slot = accounts.slot(principal)
+    async with slot:
         raw = await read_body(request, settings.max_body_bytes)
         req = await _parse(raw, state.limits)
         if req.request_id:
@@ -204,7 +207,7 @@ async def _embeddings(state: ServiceState, request: Request, ctx: _Context) -> R
         timing.lap("ledger")
         state.metrics.tokens.labels(req.model).inc(total_tokens)
         state.metrics.texts.labels(req.model).inc(len(req.input))
-        return json_response(body, 200, {"x-request-id": header_safe(ctx.request_id)})
+        return body
 
 
 def _finish_and_render(

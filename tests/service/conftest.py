@@ -72,12 +72,20 @@ class Server:
         return int(self.proc.returncode)
 
 
-def start_server(data_dir: Path, cache_dir: Path, *extra: str, port: int | None = None, timeout: float = 180) -> Server:
-    """`embedding2 serve` on 127.0.0.1, returned once GET /ready answers 200."""
+def start_server(
+    data_dir: Path,
+    cache_dir: Path,
+    *extra: str,
+    port: int | None = None,
+    timeout: float = 180,
+    env: dict[str, str] | None = None,
+) -> Server:
+    """`embedding2 serve` on 127.0.0.1, returned once GET /ready answers 200 (``env``: extra
+    ``EMBEDDING2_*`` settings; those of the test process itself are not passed on)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDING2_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("EMBEDDING2_")}, **(env or {})}
     cmd = [
         sys.executable, "-m", "embedding2.cli", "serve",
         "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
