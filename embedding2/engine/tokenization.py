@@ -6,7 +6,6 @@ Tokenization is CPU work in Rust (``tokenizers``); callers on an event loop run 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,20 +40,6 @@ class TextTokenizer:
         self._full = Tokenizer.from_file(str(path))
         self._full.no_truncation()
         self._full.no_padding()
-        self._path = path
-        self._cutters: dict[int, Tokenizer] = {}
-        self._lock = threading.Lock()
-
-    def _cutter(self, limit: int) -> Tokenizer:
-        """A tokenizer that truncates to ``limit`` tokens (one per limit, built once)."""
-        with self._lock:
-            tok = self._cutters.get(limit)
-            if tok is None:
-                tok = Tokenizer.from_file(str(self._path))
-                tok.no_padding()
-                tok.enable_truncation(limit)
-                self._cutters[limit] = tok
-            return tok
 
     def tokenize(
         self,
@@ -92,10 +77,8 @@ class TextTokenizer:
                 f"({len(over)} item(s) over the limit); shorten it or ask for truncation",
                 code=TOO_LONG,
             )
-        if over:
-            cut = self._cutter(limit).encode_batch([inputs[i] for i in over], add_special_tokens=True)
-            for i, enc in zip(over, cut, strict=True):
-                out[i] = TokenizedText(np.asarray(enc.ids, dtype=np.int64), truncated=True)
+        for i in over:
+            out[i] = TokenizedText(_truncated(out[i].ids, encodings[i].special_tokens_mask, limit), truncated=True)
         return out
 
     def count(self, texts: Sequence[str], *, input_type: InputType | None = None) -> list[int]:
@@ -103,6 +86,21 @@ class TextTokenizer:
         validate_texts(texts)
         prefix = self.spec.prefix(input_type)
         return [len(e.ids) for e in self._full.encode_batch([prefix + t for t in texts])]
+
+
+def _truncated(ids: np.ndarray, special: Sequence[int], limit: int) -> np.ndarray:
+    """``ids`` cut to ``limit`` tokens as the tokenizer's own truncation would: the text's tokens are cut
+    from the end and the closing special tokens (``</s>``, ``[SEP]``, ``<|endoftext|>``) are kept.
+
+    Cutting the encoding of the whole text gives the same ids as re-encoding it with truncation on
+    (``tokenizers`` truncates tokens, it does not re-tokenize), without a second tokenizer in memory.
+    """
+    trailing = 0
+    while trailing < len(special) and special[len(special) - 1 - trailing]:
+        trailing += 1
+    if trailing == 0:
+        return ids[:limit].copy()
+    return np.concatenate([ids[: limit - trailing], ids[len(ids) - trailing :]])
 
 
 def validate_texts(texts: Sequence[str]) -> None:
