@@ -23,7 +23,8 @@ What it does:
    - *burst* (the worst case): the engine is kept busy by a long request of the V3 account, then all
      500 connections send one request at the same instant: 50 are admitted, 450 must be answered
      429/1302 at once; one event loop answers them one after the other, so the last waits for all
-     the others (their latency, send -> answer, is reported).
+     the others (their latency, send -> answer, is reported). This client is plain sockets and one
+     epoll loop (``burst``), so that its own cost does not pile up in the latency of the last answers.
 
 Besides wall-clock throughput, each run records the CPU time (user + system, all threads) of the process
 that did the work: the server for HTTP, this process for in-process. On a machine shared with other
