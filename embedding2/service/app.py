@@ -50,7 +50,8 @@ class ServiceApp:
     The embeddings handler catches every error itself, so FastAPI's middleware stack and dependency
     machinery would add nothing to it but time: skipping them doubles how many requests per second
     the event loop can admit or refuse (429), which is what keeps refusals fast under a burst. Before
-    it, ``admission.refusal`` answers requests over their account's limit with the least work possible.
+    it, ``admission.admit`` takes the account's slot or answers 429/1302 with the least work possible,
+    unless uvicorn's HTTP protocol has done so already (``admission.refusing_protocol``).
     """
 
     def __init__(self, app: FastAPI) -> None:

@@ -3,6 +3,8 @@
 One embeddings request, in order (each stage timed, see ``metrics.py``):
 
     auth (key or JWT -> principal) -> quota (429/1113) -> the account's slot (429/1302 at once)
+       (these three are done by ``admission.py`` as soon as the headers are parsed, and here only for a
+       request it did not decide)
     -> read the body (size cap) and parse it (1210/1211/1213/1214/1261 before tokenizing)
     -> tokenize + token limits off the event loop (1214/1261) -> engine queue (429/1305 at once)
     -> forward passes (the futures are cancelled if the client goes away) -> finish + encode off the loop
