@@ -150,7 +150,7 @@ class EngineContender:
             "model_folder": str(self.emb.spec.path),
             "settings": {
                 k: getattr(self.emb.settings, k)
-                for k in ("threads", "max_batch_tokens", "max_batch_size", "length_bucket", "batch_wait_ms")
+                for k in ("threads", "batch_token_budget", "max_batch_size", "length_bucket", "batch_wait_ms")
             },
         }
 

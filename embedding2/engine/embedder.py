@@ -83,7 +83,7 @@ class Embedder:
         self.scheduler = BatchScheduler(
             self.backend.forward,
             pad_id=pad_id,
-            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_tokens=settings.batch_token_budget,
             max_batch_size=settings.max_batch_size,
             max_queue_tokens=settings.max_queue_tokens,
             granularity=settings.length_bucket,
