@@ -645,9 +645,34 @@ def chart(report: dict[str, Any], levels: list[int], path: Path) -> None:
                 hline_label="base64 target 85%",
             ),
             BarPanel("latency p99", "ms", labels, p99),
+            *_over_limit_panel(report),
         ],
         suptitle="embedding2 HTTP service vs in-process engine (e5-small, 1 text per request)",
     )
+
+
+def _over_limit_panel(report: dict[str, Any]) -> list[BarPanel]:
+    """Refusal latency of the over-limit tests (p50 and p99) against the 50 ms target, when they ran."""
+    labels: list[str] = []
+    values: list[float] = []
+    for key, name in (("over_limit_sustained", "sustained"), ("over_limit", "burst")):
+        latency = report.get(key, {}).get("refusal_latency_ms", {})
+        for stat in ("p50", "p99"):
+            if stat in latency:
+                labels.append(f"{name} {stat}")
+                values.append(latency[stat])
+    if not values:
+        return []
+    return [
+        BarPanel(
+            "429/1302 answers, 500 connections",
+            "ms",
+            labels,
+            values,
+            hline=TARGET_REFUSAL_P99_MS,
+            hline_label="p99 target 50 ms",
+        )
+    ]
 
 
 if __name__ == "__main__":
