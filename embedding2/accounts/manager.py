@@ -141,7 +141,7 @@ class Accounts:
         )
         self._lock = threading.Lock()
         self._box: SecretBox | None = None
-        self._keys: dict[str, tuple[float, _CachedKey]] = {}
+        self._keys: dict[str, tuple[float, _CachedKey | None]] = {}
         self._accounts: dict[str, tuple[float, AccountRow]] = {}
         # credentials verified before -> (key id, JWT expiry in ms or None): the SDKs send the same key,
         # or reuse one JWT for minutes, so most requests skip parsing and the signature check
@@ -256,12 +256,18 @@ class Accounts:
 
     # ------------------------------------------------------------------ caches
     def _key(self, key_id: str) -> _CachedKey | None:
+        """The key, from the cache or the store; an unknown id is remembered too (for the same TTL), so
+        that a flood of made-up keys costs one store query per id, not one per request."""
         now = time.monotonic()
         hit = self._keys.get(key_id)
         if hit is not None and hit[0] > now:
             return hit[1]
         row = self.store.get_key(key_id)
         if row is None:
+            with self._lock:
+                if len(self._keys) > 100_000:
+                    self._keys.clear()
+                self._keys[key_id] = (now + self.settings.auth_cache_ttl_s, None)
             return None
         cached = _CachedKey(
             row.account_id, self._secret_box().open(row.id, row.sealed_secret), row.revoked_at is not None

@@ -24,6 +24,7 @@ request's task never runs, when the :class:`Slot` is garbage-collected.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ from embedding2.service.encoding import render_error
 from embedding2.service.metrics import RequestTiming
 from embedding2.service.responses import JSON, new_request_id, raw_headers, retry_headers
 from embedding2.service.state import ServiceState
+
+log = logging.getLogger(__name__)
 
 SCOPE_KEY = "embedding2.admission"
 _AUTHORIZATION = b"authorization"
@@ -79,6 +82,9 @@ def admit(state: ServiceState, scope: Scope) -> Admission | Refusal | None:
         accounts.check_quota(principal)
     except Embedding2Error:
         return None  # the route answers 1000-1003 or 1113 with its own message
+    except Exception:  # the store failed: the route meets the same fault and answers 500 with the envelope
+        log.debug("admission could not authenticate; leaving the request to the route", exc_info=True)
+        return None
     slot = accounts.try_slot(principal)
     timing.lap("auth")
     if slot is not None:
@@ -112,40 +118,91 @@ def refusing_protocol(state: ServiceState, paths: frozenset[str]) -> type[asynci
 
     A refusal is written straight to the socket from the parser's callback; uvicorn then discards the
     request's body, as for any request answered before its body was read. ``None`` when this uvicorn
-    lacks the two hooks this relies on; the ASGI entry point then admits (a little slower).
+    lacks the hooks this relies on; the ASGI entry point then admits (a little slower).
     """
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
     except ImportError:
         return None
-    if not all(hasattr(HttpToolsProtocol, name) for name in ("_start_asgi_task", "_unset_keepalive_if_required")):
+    hooks = ("_start_asgi_task", "_unset_keepalive_if_required", "on_response_complete", "timeout_keep_alive_handler")
+    if not all(hasattr(HttpToolsProtocol, name) for name in hooks):
         return None
 
     class AdmittingHttpToolsProtocol(HttpToolsProtocol):
+        _completing = False  # inside _complete(): a refusal it causes loops there instead of recursing
+        _complete_again = False
+
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if self.transport.is_closing():  # e.g. an HTTP/1.0 refusal just closed it: nobody would get this
+                return
             scope = cycle.scope
             if scope["method"] == "POST" and scope["path"] in paths:
                 decision = admit(state, scope)
                 if isinstance(decision, Refusal):
                     self._write_refusal(cycle, decision)
                     return
-                if decision is not None:
-                    scope[SCOPE_KEY] = decision
+                scope[SCOPE_KEY] = decision  # None: undecided, the route authenticates and answers itself
             # a refusal earlier in the same read armed the keep-alive timer; this request is in flight
             self._unset_keepalive_if_required()
             super()._start_asgi_task(cycle, app)
 
         def _write_refusal(self, cycle: Any, refusal: Refusal) -> None:
+            # after "Expect: 100-continue" the client may or may not send the body now: only closing the
+            # connection keeps the next request from being read as this one's body
+            keep_alive = cycle.keep_alive and not cycle.waiting_for_100_continue
             out = [_STATUS_LINES.get(refusal.status, b"HTTP/1.1 %d \r\n" % refusal.status)]
             for name, value in (*self.server_state.default_headers, *refusal.headers):
                 out += [name, b": ", value, b"\r\n"]
-            if not cycle.keep_alive:
+            if not keep_alive:
                 out.append(b"connection: close\r\n")
             out += [b"\r\n", refusal.body]
+            if self.access_log:
+                self.access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d',
+                    get_client_addr(cycle.scope),
+                    cycle.scope["method"],
+                    get_path_with_query_string(cycle.scope),
+                    cycle.scope["http_version"],
+                    refusal.status,
+                )
             self.transport.write(b"".join(out))
             cycle.response_started = cycle.response_complete = True  # its body, if any, is discarded
-            if not cycle.keep_alive:
+            if not keep_alive:
+                cycle.keep_alive = False
                 self.transport.close()
-            cycle.on_response()
+            self._complete()
+
+        def _complete(self) -> None:
+            """uvicorn's end of a response (count it, resume reading, start the next pipelined request or
+            arm the keep-alive timer), in a loop: a run of pipelined refusals must not nest one call per
+            request."""
+            if self._completing:
+                self._complete_again = True
+                return
+            self._completing = True
+            try:
+                self._complete_again = True
+                while self._complete_again:
+                    self._complete_again = False
+                    self.on_response_complete()
+            finally:
+                self._completing = False
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            # the body of a request answered early arrived in a later read, whose data_received disarmed
+            # the keep-alive timer: with nothing in flight on this connection, arm it again
+            cycle = self.cycle
+            if (
+                cycle is not None
+                and cycle.response_complete
+                and not self.pipeline
+                and self.timeout_keep_alive_task is None
+                and not self.transport.is_closing()
+            ):
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
 
     return AdmittingHttpToolsProtocol

@@ -61,7 +61,7 @@ class ServiceApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self._fast_paths:
-            if admission.SCOPE_KEY not in scope:  # not admitted by the HTTP protocol (see admission.py)
+            if admission.SCOPE_KEY not in scope:  # not seen by the HTTP protocol (see admission.py)
                 decision = admission.admit(self.state, scope)
                 if isinstance(decision, admission.Refusal):  # 429/1302 at once, the body left unread
                     await admission.send_refusal(send, decision)

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from embedding2.accounts import AccountsSettings
-from embedding2.service.admission import refusing_protocol
+from embedding2.service.admission import admit, refusing_protocol
 from embedding2.service.app import create_app
 from embedding2.service.config import ServiceSettings
 from embedding2.service.routes import EMBEDDINGS_PATHS
@@ -175,3 +175,114 @@ async def test_the_asgi_entry_refuses_the_same_way(
     assert set(protocol.headers) - {"date"} == set(asgi.headers)
     for name in ("x-should-retry", "retry-after-ms", "retry-after", "content-type"):
         assert protocol.headers[name] == asgi.headers[name]
+
+
+async def _read_all(reader: asyncio.StreamReader, n: int) -> list[int]:
+    return [(await _answer(reader))[0] for _ in range(n)]
+
+
+async def test_a_long_run_of_pipelined_refusals(small_server: Server) -> None:
+    """Refusals of requests queued behind one in flight are answered one after the other, each
+    starting the next: 1,500 of them in a row (a recursion, if each started the next from inside the
+    previous, would overflow the stack after a few hundred)."""
+    full, other = small_server.new_key("full-d", "V0"), small_server.new_key("other-d", "V1")
+    held = await _held(small_server, full)
+    reader, writer = await asyncio.open_connection("127.0.0.1", small_server.port, limit=2**20)
+    refused = _request(full, _texts(1, "refused"))
+    writer.write(
+        _request(other, _texts(8, "in flight first"))
+        + refused * 1500
+        + b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    await writer.drain()
+    statuses = await asyncio.wait_for(_read_all(reader, 1502), 120)
+    assert statuses[0] == 200 and statuses[1:-1] == [429] * 1500 and statuses[-1] == 200
+    writer.close()
+    await held.finish()
+    assert (await asyncio.wait_for(held.response, 60))[0] == 200
+    held.close()
+
+
+async def test_nothing_runs_after_a_refusal_closes_an_http10_connection(small_server: Server) -> None:
+    full, other = small_server.new_key("full-e", "V0"), small_server.new_key("other-e", "V1")
+    held = await _held(small_server, full)
+    reader, writer = await asyncio.open_connection("127.0.0.1", small_server.port)
+    body = _texts(1, "refused")
+    http10 = (
+        f"POST {PATH} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nAuthorization: Bearer {full}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    writer.write(http10 + _request(other, _texts(1, "never served")))
+    await writer.drain()
+    status, headers, _ = await _answer(reader)
+    assert status == 429 and headers.get("connection") == "close"
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, and nothing more was answered
+    writer.close()
+    await asyncio.sleep(1.0)  # a request started anyway would have been computed and billed by now
+    accounts = small_server.accounts()
+    assert [u for u in accounts.usage("other-e")] == []
+    await held.finish()
+    assert (await asyncio.wait_for(held.response, 60))[0] == 200
+    held.close()
+
+
+async def test_a_refusal_after_expect_100_continue_closes_the_connection(small_server: Server) -> None:
+    """The client may or may not send the body after a final answer to ``Expect: 100-continue``; on a
+    kept-alive connection its next request could be read as that body, so the connection is closed."""
+    full = small_server.new_key("full-f", "V0")
+    held = await _held(small_server, full)
+    reader, writer = await asyncio.open_connection("127.0.0.1", small_server.port)
+    head = _request(full, _texts(1, "never sent"), headers_only=True)
+    writer.write(head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+    await writer.drain()
+    status, headers, _ = await _answer(reader)
+    assert status == 429 and headers.get("connection") == "close"
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+    await held.finish()
+    assert (await asyncio.wait_for(held.response, 60))[0] == 200
+    held.close()
+
+
+async def test_an_idle_connection_closes_after_a_refused_body_arrives_late(small_server: Server) -> None:
+    """The keep-alive timeout (1 s here) still applies when a refused request's body comes in a later
+    read than its headers (that read disarms the timer; the end of the body arms it again)."""
+    full = small_server.new_key("full-g", "V0")
+    held = await _held(small_server, full)
+    reader, writer = await asyncio.open_connection("127.0.0.1", small_server.port)
+    body = _texts(1, "late body")
+    writer.write(_request(full, body, headers_only=True))
+    await writer.drain()
+    assert (await _answer(reader))[0] == 429
+    await asyncio.sleep(0.3)
+    writer.write(body)
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server within the timeout
+    writer.close()
+    await held.finish()
+    assert (await asyncio.wait_for(held.response, 60))[0] == 200
+    held.close()
+
+
+async def test_a_store_failure_during_admission_is_a_500_with_the_envelope(tmp_path: Path, settings: Settings) -> None:
+    """Admission leaves a request it cannot decide to the route, which answers a failing store with
+    500 and the contract's envelope (the SDKs retry 500), not a transport-level error."""
+    accounts = AccountsSettings(data_dir=tmp_path, tier_limits=orjson.loads(TIERS))
+    state = build_state(ServiceSettings(data_dir=tmp_path), settings, accounts, out=io.StringIO())
+    try:
+        key = state.accounts.create_key("store-gone", "V1").token
+        state.accounts.store.close()  # every query from now on fails
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": PATH,
+            "headers": [(b"authorization", f"Bearer {key}".encode())],
+        }
+        assert admit(state, scope) is None
+        transport = httpx.ASGITransport(app=create_app(state, owns_resources=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://in-process") as client:
+            r = await client.post(PATH, content=_texts(1, "x"), headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 500 and r.json()["error"]["code"] == "500"
+        assert key.split(".")[1] not in r.text
+    finally:
+        state.embedder.close()
