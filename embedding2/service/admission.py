@@ -24,6 +24,7 @@ request's task never runs, when the :class:`Slot` is garbage-collected.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -35,14 +36,13 @@ from embedding2.accounts.limiter import limit_error
 from embedding2.errors import Embedding2Error
 from embedding2.service.encoding import render_error
 from embedding2.service.metrics import RequestTiming
-from embedding2.service.responses import JSON, new_request_id, raw_headers, retry_headers
+from embedding2.service.responses import CONCURRENCY_LIMIT, JSON, new_request_id, raw_headers, retry_headers
 from embedding2.service.state import ServiceState
 
 log = logging.getLogger(__name__)
 
 SCOPE_KEY = "embedding2.admission"
 _AUTHORIZATION = b"authorization"
-_CONTENT_TYPE = (b"content-type", JSON.encode())
 _STATUS_LINES = {429: b"HTTP/1.1 429 Too Many Requests\r\n"}
 
 
@@ -57,11 +57,30 @@ class Admission:
 
 @dataclass
 class Refusal:
-    """A rendered 429/1302 answer."""
+    """A rendered 429/1302 answer: its header lines (all but the server's own, e.g. ``date``) and body."""
 
     status: int
-    headers: list[tuple[bytes, bytes]]
+    header_lines: bytes  # b"name: value\r\n" for each header
     body: bytes
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as ASGI pairs."""
+        pairs = (line.split(b": ", 1) for line in self.header_lines.split(b"\r\n") if line)
+        return [(name, value) for name, value in pairs]
+
+
+@functools.lru_cache(maxsize=256)
+def _refusal_template(limit: int, retry_after_ms: int) -> tuple[int, bytes, bytes]:
+    """What every refusal of an account with ``limit`` slots shares: status, fixed header lines, and the
+    body up to its request id (rendered once; only the id and the timings differ per answer)."""
+    error = limit_error(limit)
+    fixed = retry_headers(error.code, error.http_status, retry_after_ms)
+    fixed["content-type"] = JSON
+    lines = b"".join(b"%s: %s\r\n" % pair for pair in raw_headers(fixed))
+    body = render_error(error.code, error.message, "")
+    assert body.endswith(b'""}')  # the request id is the last field
+    return error.http_status, lines, body[:-2]
 
 
 def _authorization(scope: Scope) -> str | None:
@@ -93,19 +112,27 @@ def admit(state: ServiceState, scope: Scope) -> Admission | Refusal | None:
 
 
 def _refusal(state: ServiceState, principal: Principal, timing: RequestTiming) -> Refusal:
-    error = limit_error(principal.concurrency)
+    status, fixed, body_head = _refusal_template(principal.concurrency, state.settings.retry_after_ms)
     request_id = new_request_id()
+    body = b'%s%s"}' % (body_head, request_id.encode())
     timing.finish()
-    headers = retry_headers(error.code, error.http_status, state.settings.retry_after_ms)
-    headers["x-request-id"] = request_id
-    headers.update(timing.headers())
-    body = render_error(error.code, error.message, request_id)
-    state.metrics.observe_request("embeddings", error.http_status, error.code)
+    stages = timing.stages
+    auth, total = stages["auth"] * 1000, stages["total"] * 1000
+    lines = (
+        b"%sx-request-id: %s\r\nx-auth-ms: %.2f\r\nx-total-ms: %.2f\r\nserver-timing: auth;dur=%.2f, total;dur=%.2f\r\ncontent-length: %d\r\n"
+        % (  # noqa: E501
+            fixed,
+            request_id.encode(),
+            auth,
+            total,
+            auth,
+            total,
+            len(body),
+        )
+    )
+    state.metrics.observe_request("embeddings", status, CONCURRENCY_LIMIT)
     state.metrics.observe_timing(timing)
-    raw = raw_headers(headers)
-    raw.append(_CONTENT_TYPE)
-    raw.append((b"content-length", str(len(body)).encode()))
-    return Refusal(error.http_status, raw, body)
+    return Refusal(status, lines, body)
 
 
 async def send_refusal(send: Send, refusal: Refusal) -> None:
@@ -152,8 +179,9 @@ def refusing_protocol(state: ServiceState, paths: frozenset[str]) -> type[asynci
             # connection keeps the next request from being read as this one's body
             keep_alive = cycle.keep_alive and not cycle.waiting_for_100_continue
             out = [_STATUS_LINES.get(refusal.status, b"HTTP/1.1 %d \r\n" % refusal.status)]
-            for name, value in (*self.server_state.default_headers, *refusal.headers):
+            for name, value in self.server_state.default_headers:
                 out += [name, b": ", value, b"\r\n"]
+            out.append(refusal.header_lines)
             if not keep_alive:
                 out.append(b"connection: close\r\n")
             out += [b"\r\n", refusal.body]
