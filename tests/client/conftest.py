@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.service.conftest import start_server
+
 TIERS = {"V0": 50, "V1": 100, "V2": 300, "V3": 500, "tiny": 2}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env() -> dict[str, str]:
@@ -105,36 +99,13 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("client-server")
-    data_dir = root / "data"
-    port = _free_port()
-    log_path = root / "server.log"
-    cmd = [
-        sys.executable, "-m", "embedding2.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--log-level", "warning",
-    ]  # fmt: skip
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env())
-    srv = Server(proc, port, data_dir, log_path)
-    deadline = time.monotonic() + 240
+    started = start_server(
+        tmp_path_factory.mktemp("client-server") / "data",
+        cache_dir,
+        timeout=240,
+        env={"EMBEDDING2_TIER_LIMITS": json.dumps(TIERS)},
+    )
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{srv.log()}")
-            try:
-                if httpx.get(f"{srv.url}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready in time:\n{srv.log()}")
-            time.sleep(0.3)
-        yield srv
+        yield Server(started.proc, started.port, started.data_dir, started.log_path)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        started.stop()
