@@ -116,19 +116,11 @@ def _refusal(state: ServiceState, principal: Principal, timing: RequestTiming) -
     request_id = new_request_id()
     body = b'%s%s"}' % (body_head, request_id.encode())
     timing.finish()
-    stages = timing.stages
-    auth, total = stages["auth"] * 1000, stages["total"] * 1000
-    lines = (
-        b"%sx-request-id: %s\r\nx-auth-ms: %.2f\r\nx-total-ms: %.2f\r\nserver-timing: auth;dur=%.2f, total;dur=%.2f\r\ncontent-length: %d\r\n"
-        % (  # noqa: E501
-            fixed,
-            request_id.encode(),
-            auth,
-            total,
-            auth,
-            total,
-            len(body),
-        )
+    lines = b"%sx-request-id: %s\r\n%scontent-length: %d\r\n" % (
+        fixed,
+        request_id.encode(),
+        timing.header_lines(),
+        len(body),
     )
     state.metrics.observe_request("embeddings", status, CONCURRENCY_LIMIT)
     state.metrics.observe_timing(timing)

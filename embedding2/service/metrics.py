@@ -87,6 +87,13 @@ class RequestTiming:
         out["server-timing"] = ", ".join(f"{name};dur={secs * 1000:.2f}" for name, secs in self.stages.items())
         return out
 
+    def header_lines(self) -> bytes:
+        """The same headers as :meth:`headers`, as HTTP/1.1 header lines (for answers written raw)."""
+        durations = [f"{secs * 1000:.2f}" for secs in self.stages.values()]
+        each = "".join(f"x-{name}-ms: {ms}\r\n" for name, ms in zip(self.stages, durations, strict=True))
+        timing = ", ".join(f"{name};dur={ms}" for name, ms in zip(self.stages, durations, strict=True))
+        return f"{each}server-timing: {timing}\r\n".encode()
+
 
 class BatchAttribution:
     """Tells each request which forward passes served it (see the module docstring)."""

@@ -25,6 +25,10 @@ from embedding2.errors import HTTP_STATUS, OVERLOADED, Embedding2Error
 from embedding2.service.encoding import render_error
 
 JSON = "application/json"
+CONCURRENCY_LIMIT = "1302"
+QUOTA_EXHAUSTED = "1113"
+_RETRYABLE = {CONCURRENCY_LIMIT, OVERLOADED}
+
 _ids = random.Random()  # seeded from os.urandom; ids need to be unique, not secret
 os.register_at_fork(after_in_child=_ids.seed)  # a forked worker must not repeat its parent's ids
 
@@ -39,11 +43,6 @@ def header_safe(value: str) -> str:
     if value.isascii() and value.isprintable():
         return value
     return quote(value, safe="")
-
-
-CONCURRENCY_LIMIT = "1302"
-QUOTA_EXHAUSTED = "1113"
-_RETRYABLE = {CONCURRENCY_LIMIT, OVERLOADED}
 
 
 def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -22,6 +22,7 @@ from embedding2.accounts import AccountsSettings
 from embedding2.service.admission import admit, refusing_protocol
 from embedding2.service.app import create_app
 from embedding2.service.config import ServiceSettings
+from embedding2.service.metrics import RequestTiming
 from embedding2.service.routes import EMBEDDINGS_PATHS
 from embedding2.service.server import build_state
 from embedding2.service.state import ServiceState
@@ -286,3 +287,13 @@ async def test_a_store_failure_during_admission_is_a_500_with_the_envelope(tmp_p
         assert key.split(".")[1] not in r.text
     finally:
         state.embedder.close()
+
+
+def test_raw_timing_header_lines_match_the_timing_headers() -> None:
+    """Refusals written raw carry the same timing headers as every other answer."""
+    timing = RequestTiming()
+    timing.lap("auth")
+    timing.lap("parse")
+    timing.finish()
+    expected = "".join(f"{name}: {value}\r\n" for name, value in timing.headers().items()).encode()
+    assert timing.header_lines() == expected
